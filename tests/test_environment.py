@@ -49,3 +49,14 @@ def test_notebooks_have_quick_cpu_parameters_cell():
             f"{nb_path.name}: parameters must default to the quick profile"
         assert "cuda" not in src.lower() or re.search(r"device\s*=\s*[\"'](auto|cpu)[\"']", src), \
             f"{nb_path.name}: parameters must default to a CPU-capable device"
+
+
+def test_readme_commands_are_the_ones_ci_and_make_run():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make demo", "make test"], commands
+    makefile = (ROOT / "Makefile").read_text()
+    assert "\ndemo:" in makefile and "\ntest:" in makefile
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\nmake test" in ci, ".ci/run must call the README's test command"
