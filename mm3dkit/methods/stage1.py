@@ -92,7 +92,7 @@ def _load_rgb(item: Path | Frame | np.ndarray) -> torch.Tensor:
             raise DataError(item, f"cannot be read as an image ({exc})") from exc
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise DataError(getattr(item, "name", "image"), f"expected an H x W x 3 uint8 image, got {arr.shape} {arr.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1)
 
 
 class PairViews(Dataset):

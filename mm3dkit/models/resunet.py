@@ -30,10 +30,11 @@ DECODER_CHANNELS = (16, 32, 64, 128, 256)
 
 
 class ConvELU(nn.Sequential):
-    """3x3 convolution with reflection padding followed by ELU (Monodepth2's ConvBlock)."""
+    """3x3 convolution followed by ELU (Monodepth2's ConvBlock). Monodepth2 pads by reflection; replicate padding is
+    used here because reflection fails on the 1-pixel-wide deepest maps of small images (quick profile, tests)."""
 
     def __init__(self, cin: int, cout: int):
-        super().__init__(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.ELU(inplace=True))
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate"), nn.ELU(inplace=True))
 
 
 class ResUNet(nn.Module):
