@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     generate_dataset(a.out, a.scenes, a.frames, a.seed, a.width, a.height, workers=a.workers)
     print(f"wrote {a.scenes} scenes x {a.frames} frames to {a.out} in {time.perf_counter() - t0:.1f} s")
     if a.preview:
-        print(f"preview: {save_preview(a.preview, a.seed)}")
+        print(f"preview: {save_preview(a.preview, a.seed, width=a.width, height=a.height)}")
 
 
 if __name__ == "__main__":

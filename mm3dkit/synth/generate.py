@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from mm3dkit.data.classes import NYU40_NAMES, nyu40_to_scannet20
 from mm3dkit.data.types import Frame, Scene
+from mm3dkit.errors import DataError
 from mm3dkit.synth.layout import CATEGORIES, make_room
 from mm3dkit.synth.render import RoomRenderer, camera_path, intrinsics_for
 
@@ -176,7 +177,8 @@ def generate_dataset(out: str | Path, n_scenes: int = 6, n_frames: int = 20, see
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         if {k: v for k, v in old.items() if k != "n_scenes"} != {k: v for k, v in meta.items() if k != "n_scenes"}:
-            raise ValueError(f"{out}: holds a synthetic set made with other settings ({old}); use another folder")
+            raise DataError(meta_path, f"holds a synthetic set made with other settings ({old}); use another folder")
+    meta_path.write_text(json.dumps(meta, indent=2))  # first: an interrupted run resumes only with these settings
     jobs = [(out, i, seed, params) for i in range(n_scenes)]
     bar = tqdm(total=n_scenes, desc="synthetic scenes", disable=not progress)
     if workers > 1:
@@ -196,7 +198,6 @@ def generate_dataset(out: str | Path, n_scenes: int = 6, n_frames: int = 20, see
     train = sorted(set(names) - set(val))
     (out / "scannetv2_train.txt").write_text("\n".join(train) + "\n")
     (out / "scannetv2_val.txt").write_text("\n".join(val) + "\n")
-    meta_path.write_text(json.dumps(meta, indent=2))
     return out
 
 

@@ -131,8 +131,10 @@ class RoomRenderer:
         """Colour (uint8), depth (float32 metres, 0 = missing), raw category ids and instance ids (-1 = none)."""
         rows, cols = np.mgrid[0:height, 0:width]
         pix = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)], axis=1)
-        dirs_cam = pix @ np.linalg.inv(K).T  # z component 1: ray length t equals depth z
-        dirs = dirs_cam @ pose[:3, :3].T
+        # einsum rather than `@`: OpenBLAS's threaded GEMM on tall (N, 3) x (3, 3) products fights Open3D's thread
+        # pool and was measured 10-50x slower here (benchmarks/bench_synth.py)
+        dirs_cam = np.einsum("nj,ij->ni", pix, np.linalg.inv(K))  # z component 1: ray length t equals depth z
+        dirs = np.einsum("nj,ij->ni", dirs_cam, pose[:3, :3])
         origins = np.broadcast_to(pose[:3, 3], dirs.shape)
         rays = o3d.core.Tensor(np.concatenate([origins, dirs], axis=1).astype(np.float32))
         ans = self.scene.cast_rays(rays)
@@ -193,7 +195,7 @@ class RoomRenderer:
                 local[:, ax] = sgn * size[ax] / 2
                 normal = np.zeros(3)
                 normal[ax] = sgn
-                pts_all.append(local @ self.rot[bi].T + self.ctr[bi])
+                pts_all.append(np.einsum("nj,ij->ni", local, self.rot[bi]) + self.ctr[bi])  # einsum: see render
                 nrm_all.append(np.broadcast_to(self.rot[bi] @ normal, (n, 3)))
                 box_all.append(np.full(n, bi))
         pts, box, nrm = np.concatenate(pts_all), np.concatenate(box_all), np.concatenate(nrm_all)
