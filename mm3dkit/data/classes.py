@@ -39,3 +39,32 @@ def nyu40_to_scannet20(nyu40: np.ndarray | list[int]) -> np.ndarray:
     ok = (ids >= 0) & (ids <= 40)
     out[ok] = _NYU40_TO_SCANNET20[ids[ok]]
     return out
+
+
+S3DIS_NAMES: tuple[str, ...] = (
+    "ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa", "bookcase", "board",
+    "clutter",
+)
+"""The 13 S3DIS classes in the usual training-index order (annotation files are named ``<class>_<k>.txt``)."""
+
+S3DIS_ALIASES: dict[str, str] = {"stairs": "clutter"}
+"""Annotation names outside the 13 classes that the common preprocessing (PointNet's) folds into a class."""
+
+SEMANTIC_KITTI_NAMES: tuple[str, ...] = (
+    "car", "bicycle", "motorcycle", "truck", "other-vehicle", "person", "bicyclist", "motorcyclist", "road", "parking",
+    "sidewalk", "other-ground", "building", "fence", "vegetation", "trunk", "terrain", "pole", "traffic-sign",
+)
+"""The 19 SemanticKITTI evaluation classes; training index ``i`` is learning-map class ``i + 1``."""
+
+SEMANTIC_KITTI_LEARNING_MAP: dict[int, int] = {
+    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8, 40: 9, 44: 10, 48: 11, 49: 12,
+    50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17, 80: 18, 81: 19, 99: 0, 252: 1, 253: 7, 254: 6, 255: 8,
+    256: 5, 257: 5, 258: 4, 259: 5,
+}
+"""Raw SemanticKITTI label -> learning class (0 = ignored, 1..19), the ``learning_map`` of ``semantic-kitti.yaml``
+(moving classes fold into their static class)."""
+
+SUNRGBD_NAMES: tuple[str, ...] = (
+    "bed", "table", "sofa", "chair", "toilet", "desk", "dresser", "night_stand", "bookshelf", "bathtub",
+)
+"""The 10 SUN RGB-D detection classes used by VoteNet (and by the paper's detection fine-tuning)."""
