@@ -123,7 +123,7 @@ def test_pixel_contrast_learns_a_fixed_batch(tiny_data):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
 
 

@@ -5,7 +5,9 @@ with every other sampled view-2 pixel as a negative, **including those of the ot
 paper's rule, ``negatives="batch"``). ``negatives="same_image"`` keeps only negatives from the same image (what the
 reference code did). ``symmetric=True`` averages both directions (view 1 -> 2 and 2 -> 1), as SimCLR's NT-Xent does.
 
-The similarity matrix is the one of :func:`mm3dkit.losses.point_infonce.pair_logits` (shared with Stage 2).
+Features are L2-normalised and compared by cosine / tau. The ``N x N`` similarities are never stored whole:
+:func:`mm3dkit.losses.blockwise_infonce.blockwise_infonce` streams ``block_rows`` rows at a time (the paper profile's
+32 images x 4096 pairs would need a 69 GB matrix), with the same value and gradient as the dense cross-entropy.
 
 Default temperature 0.1: the paper uses SimCLR's loss without stating tau; 0.1 is SimCLR's ImageNet setting.
 
@@ -21,24 +23,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mm3dkit.losses.point_infonce import pair_logits
+from mm3dkit.losses.blockwise_infonce import DEFAULT_BLOCK_ROWS, blockwise_infonce
 
 DEFAULT_TEMPERATURE: float = 0.1
 
 
 def pixel_infonce(z1: torch.Tensor, z2: torch.Tensor, image_index: torch.Tensor,
-                  temperature: float = DEFAULT_TEMPERATURE, negatives: str = "batch", symmetric: bool = True
-                  ) -> torch.Tensor:
+                  temperature: float = DEFAULT_TEMPERATURE, negatives: str = "batch", symmetric: bool = True,
+                  block_rows: int = DEFAULT_BLOCK_ROWS) -> torch.Tensor:
     """Mean InfoNCE over the ``N`` matched pairs (rows of ``z1``/``z2``, ``(N, D)``); ``image_index`` is ``(N,)``."""
     if negatives not in ("batch", "same_image"):
         raise ValueError(f"negatives must be 'batch' or 'same_image', got {negatives!r}")
     if z1.shape[0] < 2:
         raise ValueError("pixel_infonce needs at least 2 matched pixels (one positive and one negative)")
-    logits = pair_logits(z1, z2, temperature)
-    if negatives == "same_image":
-        logits = logits.masked_fill(image_index[:, None] != image_index[None, :], float("-inf"))
-    target = torch.arange(z1.shape[0], device=z1.device)
-    loss = F.cross_entropy(logits, target)
-    if symmetric:
-        loss = 0.5 * (loss + F.cross_entropy(logits.T, target))
-    return loss
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"features must both be (N, D); got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    groups = image_index if negatives == "same_image" else None
+    return blockwise_infonce(F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1), temperature, groups,
+                             symmetric, block_rows)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mm3dkit.losses.blockwise_infonce import blockwise_infonce
+
 DEFAULT_TEMPERATURE: float = 0.4
 """PointContrast's ``nceT`` (the paper gives no value for tau)."""
 
@@ -49,6 +51,12 @@ def point_infonce(point_feats: torch.Tensor, pixel_feats: torch.Tensor, temperat
     """
     if point_feats.shape[0] < 2:
         raise ValueError("point_infonce needs at least 2 pairs (one positive and one negative)")
+    if reduction == "mean":  # memory-bounded: never holds the (N, N) logits (N = scans x pairs can be 10^5)
+        pair_logits(point_feats[:1], pixel_feats[:1], temperature)  # argument checks only
+        z, zp = point_feats.float(), pixel_feats.float()
+        if normalize:
+            z, zp = F.normalize(z, dim=1), F.normalize(zp, dim=1)
+        return blockwise_infonce(z, zp, temperature, symmetric=False)
     logits = pair_logits(point_feats, pixel_feats, temperature, normalize)
     target = torch.arange(logits.shape[0], device=logits.device)
     return F.cross_entropy(logits, target, reduction=reduction)
