@@ -246,6 +246,8 @@ def plot_deltas(table: dict[str, Any], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mm3dkit.viz import save_figure
+
     cols = table["columns"]
     methods = [m for m in table["rows"] if m != "scratch"]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(cols) + 2), 3.6))
@@ -260,12 +262,7 @@ def plot_deltas(table: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("difference to scratch (points)")
     ax.set_title("Downstream gain of pre-training (mIoU / mAP@0.5)")
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -222,10 +222,23 @@ def save_static_panels(panels: Sequence[Panel], path: str | Path, max_points: in
         ax.set_title(p.title, fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path, dpi=dpi, facecolor="white")
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120, **savefig_kwargs) -> Path:
+    """Lay out, write (creating the folder) and close a matplotlib figure; returns the path.
+
+    Example:
+        >>> import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt, tempfile
+        >>> save_figure(plt.figure(), Path(tempfile.mkdtemp()) / "a" / "f.png").is_file()
+        True
+    """
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, facecolor="white")
+    fig.savefig(path, dpi=dpi, **savefig_kwargs)
     plt.close(fig)
     return path
 

@@ -141,15 +141,21 @@ def _fixed_batch(dataset, collate, n: int) -> dict:
         return collate([dataset[i] for i in range(n)])
 
 
+def _pair_method_short_run(method, frames, out: Path):
+    """Train a two-scan method briefly; its loss on a fixed batch must drop. Returns the fit result."""
+    ds = _pair_dataset(frames)
+    fixed = _fixed_batch(ds, collate_pair_views, len(ds))
+    before = _fixed_loss(method, fixed)
+    result = _fit(method, ds, collate_pair_views, out)
+    after = _fixed_loss(method, fixed)
+    assert after < before, (before, after, [r["loss"] for r in result.history])
+    return result
+
+
 def test_pointcontrast_short_run_lowers_loss_and_exports(synth_frames, tmp_path: Path) -> None:
     torch.manual_seed(0)
     method = PointContrast(Res16UNet14A(3, 16, backend="torch"), num_pairs=128)
-    ds = _pair_dataset(synth_frames)
-    fixed = _fixed_batch(ds, collate_pair_views, len(ds))
-    before = _fixed_loss(method, fixed)
-    result = _fit(method, ds, collate_pair_views, tmp_path / "pc")
-    after = _fixed_loss(method, fixed)
-    assert after < before, (before, after, [r["loss"] for r in result.history])
+    result = _pair_method_short_run(method, synth_frames, tmp_path / "pc")
     report = load_backbone(result.artefacts["backbone"], Res16UNet14A(3, 20, backend="torch"))
     assert report.missing == [] and report.skipped_head == ["final.bias", "final.kernel"]
 
@@ -157,12 +163,7 @@ def test_pointcontrast_short_run_lowers_loss_and_exports(synth_frames, tmp_path:
 def test_csc_short_run_lowers_loss(synth_frames, tmp_path: Path) -> None:
     torch.manual_seed(0)
     method = ContrastiveSceneContexts(Res16UNet14A(3, 16, backend="torch"), num_pairs=128, r1=0.1, r2=1.0)
-    ds = _pair_dataset(synth_frames)
-    fixed = _fixed_batch(ds, collate_pair_views, len(ds))
-    before = _fixed_loss(method, fixed)
-    result = _fit(method, ds, collate_pair_views, tmp_path / "csc")
-    after = _fixed_loss(method, fixed)
-    assert after < before, (before, after, [r["loss"] for r in result.history])
+    _pair_method_short_run(method, synth_frames, tmp_path / "csc")
     assert Path(tmp_path / "csc" / "backbone.pth").is_file()
 
 
@@ -174,9 +175,7 @@ def test_depthcontrast_short_run_lowers_loss(synth_frames, tmp_path: Path) -> No
     method = DepthContrast(Res16UNet14A(3, 16, backend="torch"), hidden_dim=32, embed_dim=16, queue_size=8,
                            momentum=0.9)
     ds = TwoViewScans(list(synth_frames), VOXEL)
-    with torch.random.fork_rng():
-        torch.manual_seed(123)
-        fixed = collate_two_views([ds[i] for i in range(len(ds))])
+    fixed = _fixed_batch(ds, collate_two_views, len(ds))
 
     def held_out_loss() -> float:
         method.eval()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -21,20 +20,11 @@ def tiny_set(tmp_path_factory):
                             progress=False)
 
 
-def _digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def test_same_seed_gives_byte_identical_files(tiny_set, tmp_path):
+def test_same_seed_gives_byte_identical_files(tiny_set, tmp_path, folder_digest):
     again = generate_dataset(tmp_path / "again", n_scenes=2, n_frames=3, width=64, height=48, progress=False)
-    assert _digest(tiny_set / "scans") == _digest(again / "scans")
+    assert folder_digest(tiny_set / "scans") == folder_digest(again / "scans")
     other = generate_dataset(tmp_path / "other", n_scenes=1, n_frames=3, width=64, height=48, seed=5, progress=False)
-    assert _digest(other / "scans" / "scene0000_00") != _digest(tiny_set / "scans" / "scene0000_00")
+    assert folder_digest(other / "scans" / "scene0000_00") != folder_digest(tiny_set / "scans" / "scene0000_00")
 
 
 def test_scannet_layout_and_units(tiny_set):

@@ -4,7 +4,6 @@ workers, camera paths, depth noise model and label conventions."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 
 import numpy as np
@@ -28,14 +27,6 @@ SIZE = {"width": 64, "height": 48}
 def one_scene(tmp_path_factory):
     return generate_dataset(tmp_path_factory.mktemp("synth_files"), n_scenes=1, n_frames=2, progress=False, **SIZE)
 
-
-def _digest(folder):
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            h.update(p.relative_to(folder).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def test_files_read_back_consistently(one_scene):
@@ -80,7 +71,7 @@ def test_files_read_back_consistently(one_scene):
         assert (inst[v, u][near].astype(int) - 1 == vert_object[nn[near]]).mean() > 0.9
 
 
-def test_resume_skips_finished_and_replaces_partial(one_scene, tmp_path):
+def test_resume_skips_finished_and_replaces_partial(one_scene, tmp_path, folder_digest):
     out = tmp_path / "set"
     generate_dataset(out, n_scenes=1, n_frames=2, progress=False, **SIZE)
     first = out / "scans" / "scene0000_00" / "color" / "0.jpg"
@@ -91,7 +82,7 @@ def test_resume_skips_finished_and_replaces_partial(one_scene, tmp_path):
     generate_dataset(out, n_scenes=2, n_frames=2, progress=False, **SIZE)
     assert first.stat().st_mtime_ns == stamp, "finished scene is not rewritten"
     assert not partial.exists() and (out / "scans" / "scene0001_00" / "color" / "1.jpg").is_file()
-    assert _digest(out / "scans" / "scene0000_00") == _digest(one_scene / "scans" / "scene0000_00")
+    assert folder_digest(out / "scans" / "scene0000_00") == folder_digest(one_scene / "scans" / "scene0000_00")
     assert sorted((out / "scannetv2_train.txt").read_text().split() + (out / "scannetv2_val.txt").read_text().split()) \
         == ["scene0000_00", "scene0001_00"]
 
@@ -101,10 +92,10 @@ def test_other_settings_in_same_folder_is_refused(one_scene):
         generate_dataset(one_scene, n_scenes=1, n_frames=2, width=80, height=60, progress=False)
 
 
-def test_workers_give_identical_files(tmp_path):
+def test_workers_give_identical_files(tmp_path, folder_digest):
     a = generate_dataset(tmp_path / "a", n_scenes=2, n_frames=1, width=40, height=30, workers=1, progress=False)
     b = generate_dataset(tmp_path / "b", n_scenes=2, n_frames=1, width=40, height=30, workers=2, progress=False)
-    assert _digest(a / "scans") == _digest(b / "scans")
+    assert folder_digest(a / "scans") == folder_digest(b / "scans")
 
 
 def test_cli_writes_set_and_preview(tmp_path, capsys):

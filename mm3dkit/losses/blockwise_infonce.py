@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 DEFAULT_BLOCK_ROWS: int = 2048
 
@@ -85,8 +86,6 @@ class _BlockwiseInfoNCE(torch.autograd.Function):
 def _max_shift(z1: torch.Tensor, z2: torch.Tensor, temperature: float, groups: torch.Tensor | None,
                symmetric: bool) -> torch.Tensor:
     """Dense fallback for logits too spread for one fixed shift (tiny temperatures, unnormalised features)."""
-    import torch.nn.functional as F
-
     logits = _block_logits(z1, z2, temperature, groups, groups)
     target = torch.arange(len(z1), device=z1.device)
     loss = F.cross_entropy(logits, target)
@@ -94,11 +93,13 @@ def _max_shift(z1: torch.Tensor, z2: torch.Tensor, temperature: float, groups: t
 
 
 def blockwise_infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float, groups: torch.Tensor | None = None,
-                      symmetric: bool = True, block_rows: int = DEFAULT_BLOCK_ROWS) -> torch.Tensor:
+                      symmetric: bool = True, block_rows: int = DEFAULT_BLOCK_ROWS, normalize: bool = False
+                      ) -> torch.Tensor:
     """Mean InfoNCE of row-aligned ``(N, D)`` features (row ``i`` of ``z1`` and of ``z2`` are the positive pair).
 
     ``groups`` (``(N,)`` ints): negatives only within the same group. ``symmetric``: average of both directions.
-    Features are used as given (normalise them first for cosine similarities); computed in float32 or float64.
+    ``normalize``: L2-normalise both sides first (cosine similarities); otherwise features are used as given.
+    Computed in float32 or float64.
     """
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"features must both be (N, D); got {tuple(z1.shape)} and {tuple(z2.shape)}")
@@ -108,6 +109,8 @@ def blockwise_infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gr
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
     dtype = torch.float64 if z1.dtype == torch.float64 else torch.float32
     z1, z2 = z1.to(dtype), z2.to(dtype)
+    if normalize:
+        z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     with torch.no_grad():
         shift = float(z1.norm(dim=1).max() * z2.norm(dim=1).max()) / temperature
     if 2 * shift >= 80.0:  # exp(logit - shift) could underflow to 0 in fp32: dense, max-shifted softmax

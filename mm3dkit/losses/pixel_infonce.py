@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mm3dkit.losses.blockwise_infonce import DEFAULT_BLOCK_ROWS, blockwise_infonce
 
@@ -36,8 +35,5 @@ def pixel_infonce(z1: torch.Tensor, z2: torch.Tensor, image_index: torch.Tensor,
         raise ValueError(f"negatives must be 'batch' or 'same_image', got {negatives!r}")
     if z1.shape[0] < 2:
         raise ValueError("pixel_infonce needs at least 2 matched pixels (one positive and one negative)")
-    if z1.shape != z2.shape or z1.ndim != 2:
-        raise ValueError(f"features must both be (N, D); got {tuple(z1.shape)} and {tuple(z2.shape)}")
     groups = image_index if negatives == "same_image" else None
-    return blockwise_infonce(F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1), temperature, groups,
-                             symmetric, block_rows)
+    return blockwise_infonce(z1, z2, temperature, groups, symmetric, block_rows, normalize=True)

@@ -52,11 +52,7 @@ def point_infonce(point_feats: torch.Tensor, pixel_feats: torch.Tensor, temperat
     if point_feats.shape[0] < 2:
         raise ValueError("point_infonce needs at least 2 pairs (one positive and one negative)")
     if reduction == "mean":  # memory-bounded: never holds the (N, N) logits (N = scans x pairs can be 10^5)
-        pair_logits(point_feats[:1], pixel_feats[:1], temperature)  # argument checks only
-        z, zp = point_feats.float(), pixel_feats.float()
-        if normalize:
-            z, zp = F.normalize(z, dim=1), F.normalize(zp, dim=1)
-        return blockwise_infonce(z, zp, temperature, symmetric=False)
+        return blockwise_infonce(point_feats, pixel_feats, temperature, symmetric=False, normalize=normalize)
     logits = pair_logits(point_feats, pixel_feats, temperature, normalize)
     target = torch.arange(logits.shape[0], device=logits.device)
     return F.cross_entropy(logits, target, reduction=reduction)

@@ -18,6 +18,8 @@ def save_preview(path: str | Path, seed: int = 0, n: int = 4, width: int = 320, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mm3dkit.viz import save_figure
+
     s = generate_scene(seed, n_frames=n * 3, width=width, height=height)
     frames = s.frames[::3][:n]
     fig, axes = plt.subplots(3, n, figsize=(3.2 * n, 7.2))
@@ -32,12 +34,7 @@ def save_preview(path: str | Path, seed: int = 0, n: int = 4, width: int = 320, 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("mm3dkit synthetic indoor RGB-D frames")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 def main(argv: list[str] | None = None) -> None:
